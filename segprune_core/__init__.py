@@ -1,2 +1,3 @@
 """segprune: Segmentwise Top-K audio-token pruning for audio-language models."""
+
 __version__ = "0.1.0"
