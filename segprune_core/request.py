@@ -107,6 +107,7 @@ class PruningReport:
     windows: int
     tokens_per_window: list[int] = field(default_factory=list)  # valid tokens in each 30 s window
     kept_per_window: list[int] = field(default_factory=list)
+    duration: float = 0.0  # seconds of audio in the request
 
 
 @dataclass

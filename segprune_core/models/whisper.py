@@ -1,0 +1,161 @@
+"""Whisper (WhisperForConditionalGeneration) for transcription and translation.
+
+Pruning applies to the encoder output the decoder cross-attends to. Whisper's encoder has no padding
+mask, and its decoder expects the padding frames it was trained with (dropping them breaks short
+clips: WER 39% -> 117% in DESIGN.md). So the Whisper path scores and prunes only frames that hold real
+audio (segments cover the real audio only) and always keeps the padding frames after it.
+
+Long audio is transcribed window by window (30 s each); each window is one transcript segment whose
+timestamps are the window's real start and end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from segprune_core.decoding import DecodeOutcome, IncrementalText, TokenSampler, decode_loop
+from segprune_core.encoding import EncodedClip, encode_clips
+from segprune_core.errors import InvalidRequestError
+from segprune_core.pruning import KeptTokens, choose_kept_tokens
+from segprune_core.request import AudioClip, GenerationRequest, PruningParams, Task, TextDelta, Timings
+from segprune_core.timing import Clock
+
+MAX_PROMPT_TOKENS = 223  # Whisper's limit for <|startofprev|> context: half the 448-token decoder window
+
+
+@dataclass
+class WindowDecoderInput:
+    """What the decoder of one window attends to after pruning."""
+
+    encoder_states: torch.Tensor  # [1, kept + padding frames, D]
+    start: float
+    end: float
+
+
+class Whisper:
+    family = "whisper"
+    tasks = frozenset({Task.TRANSCRIBE, Task.TRANSLATE})
+
+    def __init__(self, model: nn.Module, processor, device: torch.device, encoder_batch_size: int = 8):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = device
+        self.clock = Clock(device)
+        self.encoder_batch_size = max(1, encoder_batch_size)
+        config = model.generation_config
+        self.multilingual = bool(getattr(config, "is_multilingual", False))
+        self.lang_to_id: dict[str, int] = dict(getattr(config, "lang_to_id", None) or {})
+        self.task_to_id: dict[str, int] = dict(getattr(config, "task_to_id", None) or {})
+        self.start_id = int(config.decoder_start_token_id)
+        self.no_timestamps_id = int(config.no_timestamps_token_id)
+        self.eos_ids = {int(config.eos_token_id)}
+        self.suppress_ids = list(getattr(config, "suppress_tokens", None) or [])
+        self.begin_suppress_ids = list(getattr(config, "begin_suppress_tokens", None) or [])
+        self.max_target_positions = model.config.max_target_positions
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.model.encoder
+
+    def encode(self, clips: list[AudioClip], timings: Timings) -> list[EncodedClip]:
+        return encode_clips(
+            clips,
+            feature_extractor=self.processor.feature_extractor,
+            encoder_call=lambda features, _mask: self.encoder(features).last_hidden_state,
+            last_attention=self.encoder.layers[-1].self_attn,
+            pooled=False,
+            batch_size=self.encoder_batch_size,
+            device=self.device,
+            dtype=self.encoder.dtype,
+            clock=self.clock,
+            timings=timings,
+        )
+
+    def prune(self, clip: EncodedClip, params: PruningParams, timings: Timings) -> tuple[KeptTokens, list]:
+        """Kept real frames (selected over the whole clip) plus every padding frame, per window."""
+        kept = choose_kept_tokens(clip, params, self.clock, timings)
+        windows, offset = [], 0
+        kept_indices = torch.as_tensor(kept.indices)
+        for w, n_real in enumerate(clip.tokens_per_window):
+            in_window = kept_indices[(kept_indices >= offset) & (kept_indices < offset + n_real)] - offset
+            frames = torch.cat([in_window, torch.arange(n_real, clip.hidden.shape[1])]).to(clip.hidden.device)
+            windows.append(
+                WindowDecoderInput(
+                    encoder_states=clip.hidden[w : w + 1, frames],
+                    start=clip.window_starts[w],
+                    end=clip.window_ends[w],
+                )
+            )
+            offset += n_real
+        return kept, windows
+
+    def prompt_ids(self, request: GenerationRequest, encoder_states: torch.Tensor) -> list[int]:
+        ids: list[int] = []
+        if request.prompt:
+            previous = self.tokenizer.convert_tokens_to_ids("<|startofprev|>")
+            context = self.tokenizer.encode(" " + request.prompt.strip(), add_special_tokens=False)
+            ids += [previous, *context[-MAX_PROMPT_TOKENS:]]
+        ids.append(self.start_id)
+        if self.multilingual:
+            language = request.language or self.detect_language(encoder_states)
+            token = self.lang_to_id.get(f"<|{language}|>")
+            if token is None:
+                raise InvalidRequestError(f"Unsupported language {language!r}.", param="language")
+            task = "translate" if request.task is Task.TRANSLATE else "transcribe"
+            ids += [token, self.task_to_id[task]]
+        elif request.language and request.language.lower() not in ("en", "english"):
+            raise InvalidRequestError(
+                f"This model is English-only; language {request.language!r} is not supported.", param="language"
+            )
+        ids.append(self.no_timestamps_id)
+        return ids
+
+    @torch.no_grad()
+    def detect_language(self, encoder_states: torch.Tensor) -> str:
+        logits = self.model(
+            encoder_outputs=(encoder_states,), decoder_input_ids=torch.tensor([[self.start_id]], device=self.device)
+        ).logits[0, -1]
+        codes = list(self.lang_to_id)
+        best = int(torch.argmax(logits[[self.lang_to_id[c] for c in codes]]))
+        return codes[best].strip("<|>")
+
+    @torch.no_grad()
+    def decode_window(
+        self, window: WindowDecoderInput, prompt: list[int], request: GenerationRequest, max_tokens: int, should_stop
+    ) -> Generator[TextDelta, None, DecodeOutcome]:
+        state: dict = {"cache": None, "first": True}
+        encoder_outputs = (window.encoder_states,)
+
+        def run(ids: list[int]) -> torch.Tensor:
+            out = self.model(
+                encoder_outputs=encoder_outputs,
+                decoder_input_ids=torch.tensor([ids], device=self.device),
+                past_key_values=state["cache"],
+                use_cache=True,
+            )
+            state["cache"] = out.past_key_values
+            logits = out.logits[0, -1].float()
+            logits[self.suppress_ids] = float("-inf")
+            if state["first"]:
+                logits[self.begin_suppress_ids] = float("-inf")
+                state["first"] = False
+            logits[self.no_timestamps_id :] = float("-inf")  # text-only decoding: no timestamp tokens
+            return logits
+
+        return (
+            yield from decode_loop(
+                prefill=lambda: run(prompt),
+                step=lambda token: run([token]),
+                sampler=TokenSampler(request.sampling, self.device),
+                text=IncrementalText(self.tokenizer, request.sampling.stop),
+                eos_ids=self.eos_ids,
+                max_tokens=max_tokens,
+                clock=self.clock,
+                should_stop=should_stop,
+            )
+        )
