@@ -94,8 +94,14 @@ def uniform(num_tokens: int, retention: float) -> np.ndarray:
 
 
 def select_tokens(scores: np.ndarray, params: PruningParams, num_segments: int | None = None) -> np.ndarray:
-    """Dispatch on the strategy. `num_segments` overrides params.segments (e.g. S scaled by windows)."""
+    """Dispatch on the strategy. `num_segments` overrides params.segments (e.g. S scaled by windows).
+
+    Retention 1.0 keeps every token whatever the strategy: the paper's floor(K/S) per segment would
+    otherwise drop up to S-1 tokens when S does not divide N, and r = 1 must equal the unpruned model.
+    """
     n = len(scores)
+    if params.retention >= 1.0:
+        return np.arange(n, dtype=np.int64)
     segments = num_segments if num_segments is not None else params.segments
     match params.strategy:
         case Strategy.SEGMENTWISE:
