@@ -99,7 +99,7 @@ def decode_loop(
     step: Callable[[int], torch.Tensor],
     sampler: TokenSampler,
     text: IncrementalText,
-    eos_ids: set[int],
+    eos_ids: set[int] | frozenset[int],
     max_tokens: int,
     clock: Clock,
     should_stop: Callable[[], bool] | None = None,

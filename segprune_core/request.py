@@ -56,6 +56,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # benchmarks: always generate max_tokens so decode timing is comparable
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ class AudioLLM:
                 step=step,
                 sampler=TokenSampler(request.sampling, self.device),
                 text=IncrementalText(self.tokenizer, request.sampling.stop),
-                eos_ids=self.eos_ids,
+                eos_ids=frozenset() if request.sampling.ignore_eos else self.eos_ids,
                 max_tokens=request.sampling.max_tokens,
                 clock=self.clock,
                 should_stop=should_stop,

@@ -153,7 +153,7 @@ class Whisper:
                 step=lambda token: run([token]),
                 sampler=TokenSampler(request.sampling, self.device),
                 text=IncrementalText(self.tokenizer, request.sampling.stop),
-                eos_ids=self.eos_ids,
+                eos_ids=frozenset() if request.sampling.ignore_eos else self.eos_ids,
                 max_tokens=max_tokens,
                 clock=self.clock,
                 should_stop=should_stop,
