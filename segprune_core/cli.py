@@ -1,4 +1,4 @@
-"""The `segprune` command: serve, demo-models, bench."""
+"""The `segprune` command: serve, demo-models, bench, eval."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from segprune_core.evaluation.cli import run_eval
+
+    return run_eval(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     bench.set_defaults(handler=_bench)
+
+    evaluate = commands.add_parser("eval", help="quality under pruning: Clotho captioning, MMAU, Whisper WER")
+    from segprune_core.evaluation.cli import add_eval_arguments
+
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(handler=_eval)
     return parser
 
 
