@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from segprune_core import __version__
 from server.errors import install_error_handlers
-from server.middleware import APIKeyMiddleware, BodyLimitMiddleware
+from server.middleware import APIKeyMiddleware, BodyLimitMiddleware, UnexpectedErrorMiddleware
 from server.pool import ModelPool
 from server.routes import audio, chat, health, models
 from server.settings import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings, engines: Mapping[str, object] | None = None) 
     for module in (chat, audio, models, health):
         app.include_router(module.router)
     # Added last runs first: keys are checked before a byte of the body is read.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         APIKeyMiddleware, keys=settings.all_api_keys(), protect_health_and_metrics=settings.protect_health_and_metrics

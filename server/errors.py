@@ -160,7 +160,3 @@ def install_error_handlers(app: FastAPI) -> None:
         code = HTTP_STATUS_CODES.get(exc.status_code)
         body = error_body(message, error_type, None, code)
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(as_api_error(exc))

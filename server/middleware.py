@@ -7,7 +7,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import error_body
+from server.errors import api_error_body, as_api_error, error_body
 
 PUBLIC_PATHS = ("/health", "/ready", "/metrics")
 DRAIN_FACTOR = 4  # a rejected body is read and discarded up to this many times the limit
@@ -117,3 +117,32 @@ class BodyLimitMiddleware:
             return await receive()  # after the body: waits for the client to disconnect
 
         await self.app(scope, replay, send)
+
+
+class UnexpectedErrorMiddleware:
+    """An unexpected exception becomes a logged 500 envelope, and the connection stays usable.
+
+    (Starlette's own handler for Exception re-raises after answering, which makes uvicorn drop the
+    keep-alive connection under the client's next request.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            error = as_api_error(exc)  # logs it
+            if not started:
+                await send_error(send, error.status_code, api_error_body(error))
