@@ -51,6 +51,9 @@ WHISPER_ID = "demo-whisper-tiny.en"
 QWEN2_AUDIO_ID = "demo-qwen2-audio"
 AUDIOFLAMINGO3_ID = "demo-audioflamingo3"
 DEMO_MODEL_IDS = (WHISPER_ID, QWEN2_AUDIO_ID, AUDIOFLAMINGO3_ID)
+# A seeded random Qwen2-Audio big enough (~20M encoder + ~160M LLM) that compute dominates overhead:
+# for benchmarks only, built on request, not by `segprune demo-models` by default.
+SYNTHETIC_MEDIUM_ID = "synthetic-medium-qwen2-audio"
 
 METADATA_FILE = "segprune_demo.json"
 # Bump when the build changes, so caches built by an older segprune are rebuilt.
@@ -62,6 +65,11 @@ RANDOM_LLM_NOTE = (
     "The audio tower carries the real Whisper tiny.en encoder; the LLM and projector are small, random "
     f"and seeded (torch.manual_seed({SEED})). Generated text is meaningless, token selection runs on "
     "real attention."
+)
+
+SYNTHETIC_NOTE = (
+    "Every weight is random and seeded: a benchmark model whose encoder (~20M parameters) and LLM "
+    "(~160M) are large enough for compute to dominate overhead. Its text and its attention mean nothing."
 )
 
 # Special tokens of the ChatML-style LLMs (Qwen2-Audio and AF3 both use a Qwen tokenizer).
@@ -140,7 +148,8 @@ def default_cache_dir() -> Path:
 
 
 def is_demo_model_id(name: str) -> bool:
-    return name in DEMO_MODEL_IDS
+    """Any model id segprune builds offline (the demo models and the synthetic benchmark model)."""
+    return name in _BUILDERS
 
 
 def ensure_demo_model(model_id: str, cache_dir: Path | None = None) -> Path:
@@ -203,7 +212,7 @@ def _build_lock(lock_path: Path) -> Iterator[None]:
 
 def _ensure(model_id: str, cache_dir: Path, whisper: _WhisperSource) -> Path:
     if not is_demo_model_id(model_id):
-        raise ValueError(f"unknown demo model {model_id!r}; expected one of {', '.join(DEMO_MODEL_IDS)}")
+        raise ValueError(f"unknown demo model {model_id!r}; expected one of {', '.join(_BUILDERS)}")
     target = cache_dir / model_id
     if _is_built(target):
         return target
@@ -238,6 +247,8 @@ def _replace_dir(staging: Path, target: Path) -> None:
 def _write_metadata(path: Path, model_id: str) -> None:
     random_llm = model_id != WHISPER_ID
     note = RANDOM_LLM_NOTE if random_llm else "The real pretrained Whisper tiny.en; transcripts are meaningful."
+    if model_id == SYNTHETIC_MEDIUM_ID:
+        note = SYNTHETIC_NOTE
     metadata = {
         "model_id": model_id,
         "build_version": BUILD_VERSION,
@@ -299,15 +310,12 @@ def _added_token(token_id: int, content: str) -> dict:
     }
 
 
-def _tiny_text_config(tokenizer: PreTrainedTokenizerFast) -> Qwen2Config:
+def _tiny_text_config(tokenizer: PreTrainedTokenizerFast, **sizes: int) -> Qwen2Config:
     """A small Qwen2 LLM: fast on CPU, still long-context enough for 10 minutes of audio tokens."""
+    dims = dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=4)
     return Qwen2Config(
         vocab_size=_round_up(len(tokenizer), 64),
-        hidden_size=256,
-        intermediate_size=704,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **(dims | {"num_key_value_heads": 2} | sizes),
         max_position_embeddings=8192,
         rope_theta=1_000_000.0,
         bos_token_id=None,
@@ -401,8 +409,41 @@ def _build_audioflamingo3(path: Path, whisper_source: _WhisperSource) -> None:
     _save(path, model, processor)
 
 
+def _build_synthetic_medium(path: Path, whisper_source: _WhisperSource) -> None:
+    """Random seeded Qwen2-Audio: Whisper-base-sized encoder, ~160M-parameter Qwen2 LLM."""
+    _, whisper_processor = whisper_source.get()  # only for the feature extractor settings
+    tokenizer = _chat_tokenizer(QWEN2_AUDIO_TOKENS)
+    audio_token, audio_bos, audio_eos = QWEN2_AUDIO_TOKENS
+    encoder = Qwen2AudioEncoderConfig(
+        num_mel_bins=80, d_model=512, encoder_layers=6, encoder_attention_heads=8, encoder_ffn_dim=2048
+    )
+    text = _tiny_text_config(
+        tokenizer,
+        hidden_size=768,
+        intermediate_size=2304,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+    )
+    config = Qwen2AudioConfig(
+        audio_config=encoder, text_config=text, audio_token_id=tokenizer.convert_tokens_to_ids(audio_token)
+    )
+    model = _seeded(lambda: Qwen2AudioForConditionalGeneration(config))
+    model.generation_config = _alm_generation_config(tokenizer)
+    processor = Qwen2AudioProcessor(
+        feature_extractor=_alm_feature_extractor(whisper_processor),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_AUDIO_CHAT_TEMPLATE,
+        audio_token=audio_token,
+        audio_bos_token=audio_bos,
+        audio_eos_token=audio_eos,
+    )
+    _save(path, model, processor)
+
+
 _BUILDERS: dict[str, Callable[[Path, _WhisperSource], None]] = {
     WHISPER_ID: _build_whisper,
     QWEN2_AUDIO_ID: _build_qwen2_audio,
     AUDIOFLAMINGO3_ID: _build_audioflamingo3,
+    SYNTHETIC_MEDIUM_ID: _build_synthetic_medium,
 }
