@@ -18,7 +18,7 @@ from tests.speech import synthesize_speech
 
 QWEN = "demo-qwen2-audio"
 WHISPER = "demo-whisper-tiny.en"
-LONG = 3000  # tokens: several seconds of decoding for the demo LLM, long enough to overlap requests
+LONG = 3000  # tokens: 30 s or more of decoding for the demo LLM, so overlaps and early stops are unmistakable
 
 
 def settings(**overrides) -> Settings:
@@ -114,7 +114,7 @@ def test_streaming_client_that_hangs_up_frees_the_worker(demo_engines, live_serv
         stream.close()
         nxt = client.chat.completions.create(**chat(wav, 1))
         # It started at once instead of waiting for the LONG tokens the first request asked for.
-        assert nxt.timings["queue"] < 2000 and time.monotonic() - hung_up < 10
+        assert nxt.timings["queue"] < 5000 and time.monotonic() - hung_up < 30
         assert app.state.pool.workers[QWEN].waiting == 0
 
 
@@ -125,7 +125,7 @@ def test_non_streaming_client_that_hangs_up_frees_the_worker(demo_engines, live_
             sdk(url, timeout=2).chat.completions.create(**chat(wav, LONG))
         started = time.monotonic()
         nxt = sdk(url, timeout=120).chat.completions.create(**chat(wav, 1))
-        assert nxt.timings["queue"] < 2000 and time.monotonic() - started < 10
+        assert nxt.timings["queue"] < 5000 and time.monotonic() - started < 30
 
 
 def test_request_timeout_is_a_504_and_the_worker_moves_on(demo_engines, live_server, wav, openai_schema):
@@ -206,3 +206,36 @@ def test_protected_health(demo_engines, live_server):
     with live_server(app) as url:
         assert httpx.get(f"{url}/health").status_code == 401
         assert httpx.get(f"{url}/ready", headers={"Authorization": "Bearer k"}).status_code == 200
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------------------
+def test_sigterm_drains_in_flight_requests(demo_dir, wav):
+    """`segprune serve` (here `python -m server`) finishes a running stream on SIGTERM, then exits 0."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SEGPRUNE_DEMO_DIR": str(demo_dir), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--model", QWEN]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:
+            if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
+                url = f"http://127.0.0.1:{match[1]}"
+                break
+        else:
+            raise AssertionError("the server did not start")
+        wait_for(lambda: httpx.get(f"{url}/ready").status_code == 200, timeout=120)
+        stream = sdk(url, timeout=120).chat.completions.create(**chat(wav, 60), stream=True)
+        chunks = [next(iter(stream))]
+        process.send_signal(signal.SIGTERM)
+        chunks += list(stream)  # the in-flight request runs to its end
+        assert chunks[-1].choices[0].finish_reason == "length"
+        # uvicorn re-raises the signal it handled once shutdown is complete
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
