@@ -182,8 +182,7 @@ class Engine:
                 if text:
                     streamed += text
                     yield TextDelta(text)
-            if outcomes[-1].text.strip():
-                segments.append(TranscriptSegment(window.start, window.end, outcomes[-1].text.strip()))
+            segments += adapter.segments(outcomes[-1].token_ids, window)
             if outcomes[-1].finish_reason == "cancelled":
                 break
         report = _report(request, [kept], [encoded])
