@@ -46,7 +46,9 @@ def attention_received(
     positions = torch.arange(frames, device=hidden_states.device)
 
     received = torch.zeros(batch, heads, frames, dtype=torch.float32, device=hidden_states.device)
-    for start in range(0, frames, query_chunk):
+    # Queries past the longest clip's real frames contribute nothing: skip them (short clips are cheap).
+    last_query = int(valid_frames.max())
+    for start in range(0, last_query, query_chunk):
         stop = min(start + query_chunk, frames)
         logits = queries[:, :, start:stop] @ keys.transpose(-1, -2)  # [B, H, c, T]
         if attention_mask is not None:
@@ -57,7 +59,7 @@ def attention_received(
                 logits = logits + mask.float()
         probs = torch.softmax(logits, dim=-1)
         query_is_valid = (positions[start:stop][None, :] < valid_frames[:, None]).float()  # [B, c]
-        received += torch.einsum("bhqk,bq->bhk", probs.nan_to_num(0.0), query_is_valid)
+        received += torch.einsum("bhqk,bq->bhk", probs, query_is_valid)
     importance = received.mean(dim=1)  # [B, T]
     return importance * (positions[None, :] < valid_frames[:, None]).float()
 
