@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SENTENCES = (
-    "The quick brown fox jumps over the lazy dog near the quiet river bank.",
+    "The committee will announce the results of the competition next Thursday.",
     "Please remember to bring your umbrella because it may rain this afternoon.",
     "The museum opens at nine in the morning and closes at five in the evening.",
     "She bought three apples, two oranges and a loaf of fresh bread at the market.",
@@ -25,14 +25,18 @@ SENTENCES = (
     "The children built a large sandcastle on the beach before the tide came in.",
     "Turn left at the second traffic light and the library will be on your right.",
     "A strong wind blew across the valley and bent the tall grass toward the hills.",
-    "The committee will announce the results of the competition next Thursday.",
+    "The quick brown fox jumps over the lazy dog near the quiet river bank.",
     "My grandmother grows tomatoes, peppers and beans in her small garden.",
     "The pilot told the passengers to fasten their seat belts before landing.",
     "Fresh snow covered the mountain roads, so the drivers moved very slowly.",
     "The engineer explained how the new bridge could carry heavy trucks safely.",
     "After dinner we sat by the fire and listened to old stories about the village.",
+    "Thank you for calling, please leave a short message after the tone.",
+    "The post office will be closed on Monday for the national holiday.",
+    "Coffee and tea are served in the main hall every afternoon.",
+    "The doctor said that regular exercise is good for the heart.",
 )
-SENTENCES_PER_LONG_CLIP = 4  # ~17-22 s of espeak-ng speech at its default rate
+SENTENCES_PER_LONG_CLIP = 5  # ~19-22 s of espeak-ng speech at its default rate
 SHORT_CLIP_SENTENCES = (0, 5, 10, 15)  # single sentences, ~3-5 s each
 
 
