@@ -11,12 +11,13 @@ from segprune_core.evaluation.results import ResultStore
 
 
 class Item(Protocol):
+    """A clip or question; `id` names it in the JSONL."""
+
     @property
     def id(self) -> str: ...
 
 
 ItemT = TypeVar("ItemT", bound=Item)
-Evaluate = Callable[[ItemT, Config], dict]
 
 
 def run_grid(

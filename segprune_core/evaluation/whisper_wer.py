@@ -34,6 +34,7 @@ from segprune_core.models.whisper import Whisper
 from segprune_core.request import GenerationRequest, Message, SamplingParams, Task, Timings
 
 FRAME_SECONDS = 0.02  # one Whisper encoder frame: two 10 ms mel hops (conv2 has stride 2)
+METHOD_VERSION = 2  # part of the run fingerprint: bump when a measurement changes, so old JSONL is not resumed
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,9 @@ class SpeechItem:
 
 
 def token_budget(tokenizer, reference: str) -> int:
-    """Twice the reference's tokens plus 10: room for errors, while a pruned model caught in a
-    repetition loop stops early (its insertions are capped, which keeps runs short)."""
-    return 2 * len(tokenizer.encode(" " + reference, add_special_tokens=False)) + 10
+    """Twice the reference's tokens plus 20 (timestamp tokens, errors), so a pruned model caught in a
+    repetition loop stops early: its insertions are capped, which keeps runs short."""
+    return 2 * len(tokenizer.encode(" " + reference, add_special_tokens=False)) + 20
 
 
 class WhisperProbe:
@@ -81,11 +82,17 @@ class WhisperProbe:
 
     @torch.no_grad()
     def teacher_forced_loss(self, request: GenerationRequest, windows: list, reference: str) -> tuple[float, int]:
-        """Summed cross-entropy (nats) of the reference transcript and end-of-text, and its token count."""
+        """Summed cross-entropy (nats) of the reference transcript and end-of-text, and its token count.
+
+        Scored in no-timestamps mode (<|notimestamps|> ends the prompt), the standard way to score a
+        plain transcript; the engine itself decodes in timestamp mode, whose first token is a timestamp.
+        """
         if len(windows) != 1:
             raise ValueError("teacher-forced loss needs a clip of at most 30 s (one window)")
         states = windows[0].encoder_states
         prompt = self.adapter.prompt_ids(request, states)
+        if self.adapter.no_timestamps_id not in prompt:
+            prompt = [*prompt, self.adapter.no_timestamps_id]
         eos = min(self.adapter.eos_ids)
         target = self.adapter.tokenizer.encode(" " + reference.strip(), add_special_tokens=False) + [eos]
         inputs = torch.tensor([prompt + target[:-1]], device=self.adapter.device)
@@ -203,7 +210,8 @@ def run_whisper_wer(args: argparse.Namespace) -> int:
     probe = WhisperProbe(engine, with_loss=not args.no_loss)
     clips: list[SpeechClip] = speech_clips(args.sentences)
     configs = grid_from_args(args.retentions, args.strategies, args.segments)
-    settings = engine_settings(engine, args, task="whisper-wer", texts=[c.text for c in clips], loss=probe.with_loss)
+    texts = [c.text for c in clips]
+    settings = engine_settings(engine, args, task="whisper-wer", texts=texts, loss=probe.with_loss, v=METHOD_VERSION)
     store = ResultStore(args.out, fingerprint(settings))
     with tempfile.TemporaryDirectory(prefix="segprune-speech-") as scratch:
         speech_dir = args.speech_dir or Path(scratch)
