@@ -53,7 +53,7 @@ def find_layout(data: Path) -> tuple[Path, Path]:
 def load_clotho(data: Path, limit: int | None = None) -> list[ClothoClip]:
     captions_csv, audio_dir = find_layout(data)
     clips = []
-    with captions_csv.open(newline="", encoding="utf-8") as f:
+    with captions_csv.open(newline="", encoding="utf-8-sig") as f:  # tolerate a BOM
         for row in csv.DictReader(f):
             captions = tuple(row[k].strip() for k in sorted(row) if k.startswith("caption_") and row[k].strip())
             if not captions:
