@@ -50,6 +50,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", type=Path, default=None, help="write a Markdown table here")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot here (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--server-overhead",
+        action="store_true",
+        help="also measure HTTP TTFT minus engine TTFT through a live server on 127.0.0.1",
+    )
 
 
 def bench_audio(seconds: float, seed: int = 0) -> AudioClip:
@@ -229,6 +234,11 @@ def run_bench(args: argparse.Namespace) -> int:
         pruning = PruningParams(retention=retention, strategy=strategy, segments=args.segments)
         measurements.append(measure(engine, bench_audio(duration), pruning, args.runs, args.warmup, args.max_tokens))
     rows = _rows(measurements)
+    overhead = None
+    if args.server_overhead:
+        from server.overhead import measure_server_overhead
+
+        overhead = measure_server_overhead(engine, bench_audio(durations[0]), min(retentions), args.runs)
     report = {
         "command": "segprune bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "segprune bench",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -239,9 +249,16 @@ def run_bench(args: argparse.Namespace) -> int:
         "warmup": args.warmup,
         "max_tokens": args.max_tokens,
         "rows": rows,
+        "server_overhead": overhead,
         "details": [{**m.__dict__, "summary": m.summary()} for m in measurements],
     }
     table = markdown_table(rows)
+    if overhead:
+        table += (
+            f"\nServer overhead (HTTP TTFT - engine TTFT, streaming, {overhead['runs']} runs): median "
+            f"{overhead['overhead_ms']:.1f} ms (min {overhead['overhead_min_ms']:.1f}, "
+            f"max {overhead['overhead_max_ms']:.1f})\n"
+        )
     print(table)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
