@@ -48,6 +48,8 @@ def attention_received(
     received = torch.zeros(batch, heads, frames, dtype=torch.float32, device=hidden_states.device)
     # Queries past the longest clip's real frames contribute nothing: skip them (short clips are cheap).
     last_query = int(valid_frames.max())
+    # The block of probabilities is batch x heads x chunk x T: keep it cache-sized whatever the batch.
+    query_chunk = max(16, query_chunk // batch)
     for start in range(0, last_query, query_chunk):
         stop = min(start + query_chunk, frames)
         logits = queries[:, :, start:stop] @ keys.transpose(-1, -2)  # [B, H, c, T]
@@ -59,7 +61,10 @@ def attention_received(
                 logits = logits + mask.float()
         probs = torch.softmax(logits, dim=-1)
         query_is_valid = (positions[start:stop][None, :] < valid_frames[:, None]).float()  # [B, c]
-        received += torch.einsum("bhqk,bq->bhk", probs, query_is_valid)
+        if bool(query_is_valid.all()):
+            received += probs.sum(dim=2)
+        else:
+            received += torch.einsum("bhqk,bq->bhk", probs, query_is_valid)
     importance = received.mean(dim=1)  # [B, T]
     return importance * (positions[None, :] < valid_frames[:, None]).float()
 
