@@ -29,13 +29,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         flag = SINGULAR_FLAGS.get(name, "--" + name.replace("_", "-"))
         env = "SEGPRUNE_" + name.upper()
         default = field.get_default(call_default_factory=True)
+        default = getattr(default, "value", default)  # an enum shows as its value
         help_text = f"{field.description + '; ' if field.description else ''}env {env}, default {default!r}"
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif _is_list(field.annotation):
-            parser.add_argument(flag, dest=name, action="append", default=None, help=help_text + " (repeatable)")
+            metavar = flag[2:].upper().replace("-", "_")
+            parser.add_argument(
+                flag, dest=name, action="append", default=None, metavar=metavar, help=help_text + " (repeatable)"
+            )
         else:
-            parser.add_argument(flag, dest=name, default=None, help=help_text)
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
