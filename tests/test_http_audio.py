@@ -61,6 +61,10 @@ def transcribe(client, wav: bytes, **kwargs):
     )
 
 
+def words(texts) -> list[str]:
+    return " ".join(texts).split()
+
+
 def test_engine_transcript_is_the_sentence(engine_transcript):
     assert "quick brown fox" in engine_transcript.lower()  # real tiny.en weights: a real transcript
 
@@ -86,8 +90,10 @@ def test_verbose_json(client, wav, engine_transcript, openai_schema):
     assert isinstance(body["duration"], float) and body["duration"] == pytest.approx(duration)
     segments = body["segments"]
     assert [s["id"] for s in segments] == list(range(len(segments))) and segments
-    assert segments[0]["start"] == 0 and segments[-1]["end"] == pytest.approx(duration)
-    assert " ".join(s["text"] for s in segments) == engine_transcript
+    # Whisper's own timestamps: in order, inside the audio
+    times = [t for s in segments for t in (s["start"], s["end"])]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= duration + 0.02
+    assert words(s["text"] for s in segments) == words([engine_transcript])
 
 
 def test_text(client, wav, engine_transcript):
@@ -100,7 +106,7 @@ def test_srt_parses_as_subtitles(client, wav, engine_transcript):
     subtitles = list(srt.parse(text, ignore_errors=False))
     assert [s.index for s in subtitles] == list(range(1, len(subtitles) + 1)) and subtitles
     assert all(s.start < s.end for s in subtitles)
-    assert " ".join(s.content for s in subtitles) == engine_transcript
+    assert words(s.content for s in subtitles) == words([engine_transcript])
     assert srt.compose(subtitles, reindex=False, strict=True).strip() == text.strip()
 
 
@@ -109,7 +115,7 @@ def test_vtt_parses_as_subtitles(client, wav, engine_transcript):
     assert text.startswith("WEBVTT\n\n")
     captions = webvtt.from_string(text, strict=True).captions
     assert captions and all(c.start_in_seconds < c.end_in_seconds for c in captions)
-    assert " ".join(c.text for c in captions) == engine_transcript
+    assert words(c.text for c in captions) == words([engine_transcript])
 
 
 def test_streaming_events(client, wav, engine_transcript, openai_schema):
