@@ -9,9 +9,11 @@ from fastapi import FastAPI
 
 from segprune_core import __version__
 from server.errors import install_error_handlers
+from server.metrics import Metrics
 from server.middleware import APIKeyMiddleware, BodyLimitMiddleware, UnexpectedErrorMiddleware
 from server.pool import ModelPool
-from server.routes import audio, chat, health, models
+from server.request_metrics import MetricsMiddleware
+from server.routes import audio, chat, health, metrics, models
 from server.settings import Settings
 
 
@@ -37,8 +39,9 @@ def create_app(settings: Settings, engines: Mapping[str, object] | None = None) 
     )
     app.state.settings = settings
     app.state.pool = pool
+    app.state.metrics = Metrics(settings, pool)
     install_error_handlers(app)
-    for module in (chat, audio, models, health):
+    for module in (chat, audio, models, health, metrics):
         app.include_router(module.router)
     # Added last runs first: keys are checked before a byte of the body is read.
     app.add_middleware(UnexpectedErrorMiddleware)
@@ -46,4 +49,6 @@ def create_app(settings: Settings, engines: Mapping[str, object] | None = None) 
     app.add_middleware(
         APIKeyMiddleware, keys=settings.all_api_keys(), protect_health_and_metrics=settings.protect_health_and_metrics
     )
+    # Outermost: every inference request is counted, those refused for their key or size too.
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from segprune_core.request import GenerationRequest, GenerationResult, StreamEvent
 from server.errors import queue_full, request_timeout
+from server.request_metrics import note_run
 from server.worker import Job, ModelWorker, QueueFullError
 
 
@@ -48,14 +49,18 @@ class JobRun:
         self.job = job
         self.timeout_seconds = timeout_seconds
         self.deadline = time.monotonic() + timeout_seconds
+        self.final: GenerationResult | None = None  # metrics read it once the response is sent
 
     async def next_event(self) -> StreamEvent:
         try:
             async with asyncio.timeout_at(self._loop_deadline()):
-                return await self.job.next_event()
+                event = await self.job.next_event()
         except TimeoutError:
             self.job.cancel()
             raise request_timeout(self.timeout_seconds) from None
+        if isinstance(event, GenerationResult):
+            self.final = event
+        return event
 
     async def result(self) -> GenerationResult:
         while True:
@@ -73,9 +78,11 @@ class JobRun:
 async def run_to_result(request: Request, worker: ModelWorker, generation: GenerationRequest, timeout: float):
     """Non-streaming: submit, wait for the result, cancel the job if the client leaves or time runs out."""
     job = submit(worker, generation, streaming=False)
+    run = JobRun(job, timeout)
+    note_run(request, run)
     try:
         async with watching_disconnect(request, job):
-            return await JobRun(job, timeout).result()
+            return await run.result()
     finally:
         job.cancel()  # no-op once finished; frees the worker if we left early (cancelled task, error)
 
@@ -87,6 +94,7 @@ async def start_stream(
     raised before the first token (bad audio, full queue) still get their own HTTP status."""
     job = submit(worker, generation, streaming=True)
     run = JobRun(job, timeout)
+    note_run(request, run)
     try:
         async with watching_disconnect(request, job):
             return run, await run.next_event()

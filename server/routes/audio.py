@@ -18,6 +18,7 @@ from server.jobs import JobRun, run_to_result, start_stream
 from server.params import pruning_params, sampling_params
 from server.pool import ModelPool
 from server.protocol import PruningOptions, ResponseFormat, TranscriptionResponse, TranscriptionVerboseResponse
+from server.request_metrics import note_model
 from server.responses import (
     transcript_delta_event,
     transcript_done_event,
@@ -118,6 +119,7 @@ def _refuse_unsupported(form: AudioForm) -> None:
 
 async def _run(request: Request, form: AudioForm, task: Task, pool: ModelPool, settings: Settings) -> Response:
     worker = pool.get(form.model)
+    note_model(request, worker.engine.name)
     engine = worker.engine
     if task not in engine.tasks:
         supported = ", ".join(sorted(t.value for t in engine.tasks))
@@ -151,6 +153,7 @@ async def _run(request: Request, form: AudioForm, task: Task, pool: ModelPool, s
         events = _transcript_events(run, first, decode_ms)
         return StreamingResponse(events, media_type="text/event-stream", headers=sse.HEADERS)
     result = await run_to_result(request, worker, generation, timeout)
+    result.timings.audio_decode = decode_ms  # also for text/srt/vtt, which carry no timings: metrics read it
     return _format(result, form, task, temperature, decode_ms)
 
 

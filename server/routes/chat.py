@@ -13,6 +13,7 @@ from server.chat_input import build_chat_input
 from server.errors import api_error_body, as_api_error, bad_request, request_timeout
 from server.jobs import JobRun, run_to_result, start_stream
 from server.protocol import ChatCompletionRequest, ChatCompletionResponse
+from server.request_metrics import note_model
 from server.responses import ChunkFactory, chat_completion
 from server.routes import INFERENCE_ERRORS, PoolDep, SettingsDep
 
@@ -31,6 +32,7 @@ async def create_chat_completion(
     settings: SettingsDep,
 ):
     worker = pool.get(body.model)
+    note_model(request, worker.engine.name)
     engine = worker.engine
     if Task.CHAT not in engine.tasks:
         supported = ", ".join(sorted(t.value for t in engine.tasks))
