@@ -141,6 +141,18 @@ class Engine:
         if request.task is not Task.CHAT and len(request.audio_clips) != 1:
             raise InvalidRequestError("Transcription and translation take exactly one audio file.", param="file")
 
+    def _check_context(self, prompt_tokens: int, request: GenerationRequest) -> None:
+        """Like OpenAI: a prompt plus max_tokens beyond the model's context is a 400, not a silent overflow."""
+        limit = self.adapter.context_length
+        if prompt_tokens + request.sampling.max_tokens > limit:
+            raise InvalidRequestError(
+                f"This model's maximum context length is {limit} tokens; the prompt holds {prompt_tokens} "
+                f"(audio tokens after pruning included) and max_tokens asks for {request.sampling.max_tokens}. "
+                "Lower the retention, shorten the audio, or lower max_tokens.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+
     # --- families -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def _run_audio_llm(self, request: GenerationRequest, should_stop: ShouldStop) -> Generator[StreamEvent]:
@@ -149,6 +161,7 @@ class Engine:
         encoded = adapter.encode(request.audio_clips, timings) if request.audio_clips else []
         pruned = [adapter.prune(clip, request.pruning, timings) for clip in encoded]
         prompt = adapter.prepare_prompt(request, pruned)
+        self._check_context(prompt.input_ids.shape[1], request)
         outcome = yield from adapter.decode(prompt, request, should_stop)
         report = _report(request, [p.kept for p in pruned], [p.encoded for p in pruned])
         duration = sum(c.duration for c in request.audio_clips)

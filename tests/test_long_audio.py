@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segprune_core.engine import Engine
-from segprune_core.errors import AudioTooLongError
+from segprune_core.errors import AudioTooLongError, InvalidRequestError
 from segprune_core.request import (
     AudioClip,
     GenerationRequest,
@@ -119,3 +119,10 @@ def test_whisper_two_minutes_has_monotonic_timestamps_covering_the_audio(demo_di
     assert sum(seg.end - seg.start for seg in segments) > 0.8 * clip.duration
     text = result.text.lower()
     assert text.count("sound travels") >= 4, text  # said 6 times; every window was transcribed
+
+
+def test_prompt_beyond_the_context_is_a_clear_error(qwen):
+    # The demo LLM has 8192 positions: 300 s at r = 1.0 is 7500 audio tokens, plus 1000 to generate.
+    with pytest.raises(InvalidRequestError, match="maximum context length is 8192") as error:
+        qwen.generate(chat(noise(300.0), 1.0, max_tokens=1000))
+    assert error.value.code == "context_length_exceeded"

@@ -65,6 +65,10 @@ class AudioLLM:
             raise ValueError(f"tokenizer has no audio placeholder token {self.placeholder_token!r}")
         self.eos_ids = _eos_ids(model, self.tokenizer)
 
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
+
     # --- family specifics -------------------------------------------------------------------------
     @property
     def audio_tower(self) -> nn.Module:
