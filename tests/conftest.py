@@ -36,7 +36,8 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --- HTTP server tests (tests/test_http_*.py, tests/test_server_*.py) ---------------------------------
-OPENAPI_PATH = Path("/work/shared/openai-openapi/openapi.json")
+# OpenAI's own OpenAPI description lives in shared/, beside the repository (as on every machine and in CI).
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi" / "openapi.json"
 
 
 def _nullable_to_2020_12(node: object) -> object:
