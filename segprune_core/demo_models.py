@@ -366,10 +366,24 @@ def _alm_generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConf
     )
 
 
+def _qwen2_audio_processor(
+    whisper_processor: WhisperProcessor, tokenizer: PreTrainedTokenizerFast
+) -> Qwen2AudioProcessor:
+    audio_token, audio_bos, audio_eos = QWEN2_AUDIO_TOKENS
+    return Qwen2AudioProcessor(
+        feature_extractor=_alm_feature_extractor(whisper_processor),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_AUDIO_CHAT_TEMPLATE,
+        audio_token=audio_token,
+        audio_bos_token=audio_bos,
+        audio_eos_token=audio_eos,
+    )
+
+
 def _build_qwen2_audio(path: Path, whisper_source: _WhisperSource) -> None:
     whisper, whisper_processor = whisper_source.get()
     tokenizer = _chat_tokenizer(QWEN2_AUDIO_TOKENS)
-    audio_token, audio_bos, audio_eos = QWEN2_AUDIO_TOKENS
+    audio_token = QWEN2_AUDIO_TOKENS[0]
     config = Qwen2AudioConfig(
         audio_config=Qwen2AudioEncoderConfig(**_encoder_dims(whisper.config)),
         text_config=_tiny_text_config(tokenizer),
@@ -378,15 +392,7 @@ def _build_qwen2_audio(path: Path, whisper_source: _WhisperSource) -> None:
     model = _seeded(lambda: Qwen2AudioForConditionalGeneration(config))
     _copy_real_encoder(model, whisper)
     model.generation_config = _alm_generation_config(tokenizer)
-    processor = Qwen2AudioProcessor(
-        feature_extractor=_alm_feature_extractor(whisper_processor),
-        tokenizer=tokenizer,
-        chat_template=QWEN2_AUDIO_CHAT_TEMPLATE,
-        audio_token=audio_token,
-        audio_bos_token=audio_bos,
-        audio_eos_token=audio_eos,
-    )
-    _save(path, model, processor)
+    _save(path, model, _qwen2_audio_processor(whisper_processor, tokenizer))
 
 
 def _build_audioflamingo3(path: Path, whisper_source: _WhisperSource) -> None:
@@ -413,7 +419,7 @@ def _build_synthetic_medium(path: Path, whisper_source: _WhisperSource) -> None:
     """Random seeded Qwen2-Audio: Whisper-base-sized encoder, ~160M-parameter Qwen2 LLM."""
     _, whisper_processor = whisper_source.get()  # only for the feature extractor settings
     tokenizer = _chat_tokenizer(QWEN2_AUDIO_TOKENS)
-    audio_token, audio_bos, audio_eos = QWEN2_AUDIO_TOKENS
+    audio_token = QWEN2_AUDIO_TOKENS[0]
     encoder = Qwen2AudioEncoderConfig(
         num_mel_bins=80, d_model=512, encoder_layers=6, encoder_attention_heads=8, encoder_ffn_dim=2048
     )
@@ -430,15 +436,7 @@ def _build_synthetic_medium(path: Path, whisper_source: _WhisperSource) -> None:
     )
     model = _seeded(lambda: Qwen2AudioForConditionalGeneration(config))
     model.generation_config = _alm_generation_config(tokenizer)
-    processor = Qwen2AudioProcessor(
-        feature_extractor=_alm_feature_extractor(whisper_processor),
-        tokenizer=tokenizer,
-        chat_template=QWEN2_AUDIO_CHAT_TEMPLATE,
-        audio_token=audio_token,
-        audio_bos_token=audio_bos,
-        audio_eos_token=audio_eos,
-    )
-    _save(path, model, processor)
+    _save(path, model, _qwen2_audio_processor(whisper_processor, tokenizer))
 
 
 _BUILDERS: dict[str, Callable[[Path, _WhisperSource], None]] = {

@@ -7,40 +7,17 @@ engine. Used by `segprune bench --server-overhead`.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import statistics
-import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import uvicorn
 
 from segprune_core.audio import encode_wav
 from segprune_core.request import AudioClip
 from server.app import create_app
+from server.embedded import serve_in_thread
 from server.settings import Settings
-
-
-@contextlib.contextmanager
-def serve_in_thread(engines: dict) -> Iterator[str]:
-    """Run the app on 127.0.0.1 (a free port) with already-loaded engines; yields the base URL."""
-    settings = Settings(host="127.0.0.1", port=0, models=list(engines))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engines), host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, name="segprune-bench-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the benchmark server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def measure_server_overhead(engine, clip: AudioClip, retention: float, runs: int, warmup: int = 1) -> dict:
@@ -63,7 +40,8 @@ def measure_server_overhead(engine, clip: AudioClip, retention: float, runs: int
         ],
     }
     client_ttft, engine_ttft = [], []
-    with serve_in_thread({engine.name: engine}) as base_url, httpx.Client(base_url=base_url, timeout=600) as http:
+    app = create_app(Settings(host="127.0.0.1", port=0, models=[engine.name]), {engine.name: engine})
+    with serve_in_thread(app, log_level="error") as base_url, httpx.Client(base_url=base_url, timeout=600) as http:
         for index in range(warmup + runs):
             first_token, timings = _stream_once(http, body)
             if index >= warmup and first_token is not None and timings:

@@ -96,26 +96,6 @@ def demo_engines(demo_dir: Path) -> dict:
 @pytest.fixture(scope="session")
 def live_server():
     """`with live_server(app) as base_url:` runs uvicorn on 127.0.0.1 (a free port) in a thread."""
-    import contextlib
-    import threading
-    import time
+    from server.embedded import serve_in_thread
 
-    import uvicorn
-
-    @contextlib.contextmanager
-    def run(app, **config) -> Iterator[str]:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **config))
-        thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(30)
-
-    return run
+    return serve_in_thread
