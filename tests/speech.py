@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from segprune_core.evaluation.speech import synthesize
 
 
 def synthesize_speech(text: str, path: Path, rate: int = 16000) -> Path:
@@ -20,21 +19,9 @@ def synthesize_speech(text: str, path: Path, rate: int = 16000) -> Path:
     """
     path = Path(path)
     if path.suffix.lower() != ".wav":
-        digest = hashlib.sha256(f"{rate}:{text}".encode()).hexdigest()[:16]
-        path = path / f"speech-{digest}-{rate}.wav"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        raw = Path(scratch) / "espeak.wav"  # espeak-ng writes 22.05 kHz
-        converted = Path(scratch) / "converted.wav"
-        subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
-        subprocess.run(
-            ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(converted)],
-            check=True,
-            capture_output=True,
-        )
-        os.replace(converted, path)  # atomic, so parallel test workers never read a partial file
+        return synthesize(text, path, rate)
+    if not path.exists():
+        os.replace(synthesize(text, path.parent, rate), path)
     return path
 
 
