@@ -45,27 +45,28 @@ def attention_received(
     valid_frames = valid_frames.to(hidden_states.device)
     positions = torch.arange(frames, device=hidden_states.device)
 
-    received = torch.zeros(batch, heads, frames, dtype=torch.float32, device=hidden_states.device)
+    received = torch.zeros(batch, heads, 1, frames, dtype=torch.float32, device=hidden_states.device)
     # Queries past the longest clip's real frames contribute nothing: skip them (short clips are cheap).
     last_query = int(valid_frames.max())
     # The block of probabilities is batch x heads x chunk x T: keep it cache-sized whatever the batch.
     query_chunk = max(16, query_chunk // batch)
+    keys_t = keys.transpose(-1, -2)
     for start in range(0, last_query, query_chunk):
         stop = min(start + query_chunk, frames)
-        logits = queries[:, :, start:stop] @ keys.transpose(-1, -2)  # [B, H, c, T]
+        scores = queries[:, :, start:stop] @ keys_t  # [B, H, c, T]
         if attention_mask is not None:
             mask = attention_mask[..., start:stop, :] if attention_mask.shape[-2] > 1 else attention_mask
             if mask.dtype == torch.bool:
-                logits = logits.masked_fill(~mask, float("-inf"))
+                scores.masked_fill_(~mask, float("-inf"))
             else:
-                logits = logits + mask.float()
-        probs = torch.softmax(logits, dim=-1)
+                scores.add_(mask.float())
+        # Softmax in place, with the row normalisation folded into the column sum:
+        # sum_i exp_ij / rowsum_i is one [1 x c] @ [c x T] product per head, padded queries weighted 0.
+        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
         query_is_valid = (positions[start:stop][None, :] < valid_frames[:, None]).float()  # [B, c]
-        if bool(query_is_valid.all()):
-            received += probs.sum(dim=2)
-        else:
-            received += torch.einsum("bhqk,bq->bhk", probs, query_is_valid)
-    importance = received.mean(dim=1)  # [B, T]
+        row_weights = scores.sum(dim=-1).reciprocal_() * query_is_valid[:, None, :]  # [B, H, c]
+        received += row_weights[:, :, None, :] @ scores
+    importance = received[:, :, 0].mean(dim=1)  # [B, T]
     return importance * (positions[None, :] < valid_frames[:, None]).float()
 
 
