@@ -8,8 +8,9 @@ extras="${1:-demo}"
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # espeak-ng + sox: offline speech for tests and the WER eval; prometheus: the metrics test.
-  apt-get install -y -qq --no-install-recommends espeak-ng sox prometheus >/dev/null
+  # espeak-ng + sox: offline speech for tests and the WER eval; prometheus: the metrics test;
+  # docker-compose: validates docker-compose.yml offline (no Docker engine needed for `config`).
+  apt-get install -y -qq --no-install-recommends espeak-ng sox prometheus docker-compose >/dev/null
 fi
 
 [ -d .venv ] || python3 -m venv .venv

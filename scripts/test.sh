@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-ruff check segprune_core server tests benchmarks
+ruff check segprune_core server tests benchmarks docker
 set +e
 python -m pytest -q -p no:cacheprovider "$@"
 status=$?

