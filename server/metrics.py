@@ -2,7 +2,7 @@
 
 Each app owns a CollectorRegistry, so several apps in one process (the tests) never share series.
 One process serves a set of GPUs (one inference thread per model), so there is no multiprocess mode:
-run one `segprune serve` per GPU and scrape each (docs/metrics.md).
+run one `segprune serve` per GPU and scrape each (README, "Metrics, Grafana and docker compose").
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def tool(name: str) -> str:
     """
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.fail(f"`{name}` is not installed: run scripts/install.sh test (see docs/metrics.md)")
+        pytest.fail(f"`{name}` is not installed: run scripts/install.sh test (see the README)")
     return found
 
 
