@@ -17,6 +17,7 @@ from torch import nn
 
 from segprune_core.decoding import DecodeOutcome, IncrementalText, TokenSampler, decode_loop
 from segprune_core.encoding import EncodedClip, encode_clips
+from segprune_core.models.base import FamilyAdapter
 from segprune_core.pruning import KeptTokens, choose_kept_tokens
 from segprune_core.request import (
     AudioClip,
@@ -28,7 +29,6 @@ from segprune_core.request import (
     TextPart,
     Timings,
 )
-from segprune_core.timing import Clock
 
 
 @dataclass
@@ -44,7 +44,7 @@ class PreparedPrompt:
     inputs_embeds: torch.Tensor  # [1, L, D_llm] audio features scattered in
 
 
-class AudioLLM:
+class AudioLLM(FamilyAdapter):
     """Base for Whisper-encoder ALMs. Subclasses set the class attributes and `_encode_batch`."""
 
     family: str = ""
@@ -54,12 +54,7 @@ class AudioLLM:
     tasks = frozenset({Task.CHAT, Task.TRANSCRIBE, Task.TRANSLATE})
 
     def __init__(self, model: nn.Module, processor, device: torch.device, encoder_batch_size: int = 8):
-        self.model = model.eval()
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        self.device = device
-        self.clock = Clock(device)
-        self.encoder_batch_size = max(1, encoder_batch_size)
+        super().__init__(model, processor, device, encoder_batch_size)
         self.placeholder_id = self.tokenizer.convert_tokens_to_ids(self.placeholder_token)
         if self.placeholder_id is None or self.placeholder_id == self.tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no audio placeholder token {self.placeholder_token!r}")

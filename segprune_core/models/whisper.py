@@ -21,6 +21,7 @@ from torch import nn
 from segprune_core.decoding import DecodeOutcome, IncrementalText, TokenSampler, decode_loop
 from segprune_core.encoding import EncodedClip, encode_clips
 from segprune_core.errors import InvalidRequestError
+from segprune_core.models.base import FamilyAdapter
 from segprune_core.pruning import KeptTokens, choose_kept_tokens
 from segprune_core.request import (
     AudioClip,
@@ -31,7 +32,6 @@ from segprune_core.request import (
     Timings,
     TranscriptSegment,
 )
-from segprune_core.timing import Clock
 
 MAX_PROMPT_TOKENS = 223  # Whisper's limit for <|startofprev|> context: half the 448-token decoder window
 TIMESTAMP_SECONDS = 0.02  # one timestamp token step
@@ -47,17 +47,12 @@ class WindowDecoderInput:
     end: float
 
 
-class Whisper:
+class Whisper(FamilyAdapter):
     family = "whisper"
     tasks = frozenset({Task.TRANSCRIBE, Task.TRANSLATE})
 
     def __init__(self, model: nn.Module, processor, device: torch.device, encoder_batch_size: int = 8):
-        self.model = model.eval()
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        self.device = device
-        self.clock = Clock(device)
-        self.encoder_batch_size = max(1, encoder_batch_size)
+        super().__init__(model, processor, device, encoder_batch_size)
         config = model.generation_config
         self.multilingual = bool(getattr(config, "is_multilingual", False))
         self.lang_to_id: dict[str, int] = dict(getattr(config, "lang_to_id", None) or {})
