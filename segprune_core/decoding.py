@@ -18,7 +18,7 @@ from segprune_core.timing import Clock
 class TokenSampler:
     """Greedy at temperature 0, else temperature + nucleus (top_p) sampling from a seeded generator."""
 
-    def __init__(self, params: SamplingParams, device: torch.device) -> None:
+    def __init__(self, params: SamplingParams) -> None:
         self.temperature = params.temperature
         self.top_p = params.top_p
         self.generator = torch.Generator(device="cpu")
@@ -97,8 +97,8 @@ def decode_loop(
     *,
     prefill: Callable[[], torch.Tensor],
     step: Callable[[int], torch.Tensor],
-    sampler: TokenSampler,
-    text: IncrementalText,
+    sampling: SamplingParams,
+    tokenizer,
     eos_ids: set[int] | frozenset[int],
     max_tokens: int,
     clock: Clock,
@@ -107,7 +107,12 @@ def decode_loop(
     """prefill() -> logits of the next token; step(token) feeds one token and returns the next logits.
 
     Yields TextDelta as text becomes final; returns the DecodeOutcome (via StopIteration.value).
+    `max_tokens` may be lower than sampling.max_tokens (Whisper's per-window budget).
     """
+    sampler = TokenSampler(sampling)
+    text = IncrementalText(tokenizer, sampling.stop)
+    if sampling.ignore_eos:
+        eos_ids = frozenset()
     start = clock.now()
     logits = prefill()
     prefill_ms = clock.since(start)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from segprune_core.decoding import DecodeOutcome, IncrementalText, TokenSampler, decode_loop
+from segprune_core.decoding import DecodeOutcome, decode_loop
 from segprune_core.encoding import EncodedClip, encode_clips
 from segprune_core.models.base import FamilyAdapter
 from segprune_core.pruning import KeptTokens, choose_kept_tokens
@@ -161,9 +161,9 @@ class AudioLLM(FamilyAdapter):
             yield from decode_loop(
                 prefill=lambda: run(inputs_embeds=prompt.inputs_embeds),
                 step=step,
-                sampler=TokenSampler(request.sampling, self.device),
-                text=IncrementalText(self.tokenizer, request.sampling.stop),
-                eos_ids=frozenset() if request.sampling.ignore_eos else self.eos_ids,
+                sampling=request.sampling,
+                tokenizer=self.tokenizer,
+                eos_ids=self.eos_ids,
                 max_tokens=request.sampling.max_tokens,
                 clock=self.clock,
                 should_stop=should_stop,
