@@ -10,12 +10,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
-import os
-import re
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import server_process
 from tests.speech import synthesize_speech
 
 CLIENTS = 16
@@ -43,26 +38,9 @@ def server(demo_dir) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of a `python -m server` process with small queues."""
     # Two malloc arenas, as recommended for serving (README): per-thread arenas otherwise make RSS
     # depend on how many threads happened to allocate, which hides a leak or fakes one.
-    env = {**os.environ, "SEGPRUNE_DEMO_DIR": str(demo_dir), "HF_HUB_OFFLINE": "1", "MALLOC_ARENA_MAX": "2"}
-    flags = ["--host", "127.0.0.1", "--port", "0", "--queue-size", "2", "--default-max-tokens", "2"]
-    process = subprocess.Popen([sys.executable, "-m", "server", *flags], env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stderr:
-            if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
-                url = f"http://127.0.0.1:{match[1]}"
-                break
-        else:
-            raise AssertionError("the server did not start")
-        # Keep reading its log, or a full pipe would block the server.
-        threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{url}/ready").status_code != 200:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
+    flags = ["--queue-size", "2", "--default-max-tokens", "2"]
+    with server_process(demo_dir, *flags, env={"MALLOC_ARENA_MAX": "2"}) as (url, process):
         yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 @pytest.fixture(scope="module")

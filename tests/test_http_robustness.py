@@ -14,6 +14,7 @@ import pytest
 from segprune_core.request import GenerationResult
 from server.app import create_app
 from server.settings import Settings
+from tests.processes import server_process
 from tests.speech import synthesize_speech
 
 QWEN = "demo-qwen2-audio"
@@ -211,23 +212,9 @@ def test_protected_health(demo_engines, live_server):
 # --- SIGTERM ---------------------------------------------------------------------------------------------
 def test_sigterm_drains_in_flight_requests(demo_dir, wav):
     """`segprune serve` (here `python -m server`) finishes a running stream on SIGTERM, then exits 0."""
-    import os
-    import re
     import signal
-    import subprocess
-    import sys
 
-    env = {**os.environ, "SEGPRUNE_DEMO_DIR": str(demo_dir), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--model", QWEN]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stderr:
-            if match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", line):
-                url = f"http://127.0.0.1:{match[1]}"
-                break
-        else:
-            raise AssertionError("the server did not start")
-        wait_for(lambda: httpx.get(f"{url}/ready").status_code == 200, timeout=120)
+    with server_process(demo_dir, "--model", QWEN) as (url, process):
         stream = sdk(url, timeout=120).chat.completions.create(**chat(wav, 60), stream=True)
         chunks = [next(iter(stream))]
         process.send_signal(signal.SIGTERM)
@@ -235,7 +222,3 @@ def test_sigterm_drains_in_flight_requests(demo_dir, wav):
         assert chunks[-1].choices[0].finish_reason == "length"
         # uvicorn re-raises the signal it handled once shutdown is complete
         assert process.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.stderr.close()
